@@ -1,0 +1,1 @@
+"""Dagster orchestration of the AnomSeer lineage: thin shells over :mod:`anomseer.stages`."""
