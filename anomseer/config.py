@@ -13,6 +13,7 @@ Errors name the offending key (``timerpo.alpha``) and what to do, never a bare t
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import importlib
 import typing
@@ -102,7 +103,7 @@ def profile_dict(profile: str, sections: typing.Iterable[str] | None = None) -> 
     for section in sections or SECTION_TYPES:
         defaults = dataclasses.asdict(_cls(section)())
         out[section] = _merge(defaults, extra.get(section, {}))
-    return out
+    return json.loads(json.dumps(out))  # plain YAML data: tuples become lists
 
 
 def write_params(profile: str, path: str | Path) -> Path:

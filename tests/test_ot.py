@@ -269,6 +269,9 @@ def test_similarity_is_higher_for_a_response_that_repeats_the_reference():
     sim, w = grounded_similarity(h_resp, mask, ref, mask, GroundingParams(tau=0.5))
     assert sim[0] > sim[1] and 0 <= w[0] < w[1]
     torch.testing.assert_close(sim, torch.exp(-w / 0.5))
+    sharper, w_again = grounded_similarity(h_resp, mask, ref, mask, tau=0.1)
+    torch.testing.assert_close(w_again, w)
+    torch.testing.assert_close(sharper, torch.exp(-w / 0.1))
 
 
 def test_grounded_similarity_float32_matches_float64_and_carries_no_gradient():

@@ -190,7 +190,8 @@ def test_one_step_trains_on_timerpo_advantages_and_logs_them(work):
     # are the last-layer states of the response tokens.
     assert torch.allclose(trainer.shared_states, trainer.plain_states, atol=1e-5)
     assert torch.allclose(trainer.unshared_states, trainer.plain_states, atol=1e-5)
-    assert trainer.resp_mask.sum(1).tolist() == [len(trainer._tokenizer(scripted_text(g), add_special_tokens=False)["input_ids"]) + 1 for g in range(n)]
+    lengths = [len(trainer._tokenizer(scripted_text(g), add_special_tokens=False)["input_ids"]) + 1 for g in range(n)]
+    assert trainer.resp_mask.sum(1).tolist() == lengths  # the response tokens and the eos, no padding
 
     # Similarity recomputed from the independent states (rollout by rollout).
     grounding = GroundingParams(eps=0.08, n_iter=50, tau=0.5)

@@ -203,7 +203,9 @@ class TimerPOConfig(GRPOConfig):
         if self.reference_max_tokens < 1:
             raise ValueError(f"reference_max_tokens must be >= 1, got {self.reference_max_tokens!r}")
         if self.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError("TimerPO centres the summed reward: multi_objective_aggregation must be 'sum_then_normalize'")
+            raise ValueError(
+                "TimerPO centres the summed reward: multi_objective_aggregation must be 'sum_then_normalize'"
+            )
         self.grounding.validate()
 
     @property
@@ -238,9 +240,11 @@ class TimerPOTrainer(GRPOTrainer):
     ``timerpo/beta_mean``, ``timerpo/ot_cost_mean``, ``timerpo/similarity_mean``,
     ``timerpo/frac_zero_var_groups`` and the seconds spent in the extra work
     (``timerpo/time_hidden_s``, ``timerpo/time_reference_s``, ``timerpo/time_ot_s``).
-    After each generation, ``timerpo_last`` holds the gathered tensors of the batch (rewards,
-    similarity, W, a_main, a_sem, a_perp, beta, advantages) and ``timerpo_batches`` appends the
-    batch's ``uid`` column (when the dataset has one) for provenance.
+    After each generation, ``timerpo_last`` holds the tensors of the batch, on the CPU: gathered
+    over processes (``rewards``, ``similarity``, ``ot_cost``, ``a_main``, ``a_sem``, ``a_perp``,
+    ``beta``, ``advantages``) and this process's (``local_advantages``, the ones it trains on, and
+    ``trl_advantages``, what TRL had computed); ``timerpo_batches`` appends the batch's ``uid``
+    column (when the dataset has one), gathered, for provenance and the resume check.
     """
 
     def __init__(self, model, reward_funcs=None, args: TimerPOConfig | None = None, train_dataset=None, **kwargs):
@@ -307,20 +311,20 @@ class TimerPOTrainer(GRPOTrainer):
         unique_of: list[int] = []
         uniques: list[int] = []  # image index of each distinct image
         by_key: dict[tuple, list[int]] = {}
+        def image(j: int) -> Tensor:
+            return pixel_values[bounds[j] : bounds[j + 1]]
+
         for j in range(len(rows)):
-            pix = pixel_values[bounds[j] : bounds[j + 1]]
+            pix = image(j)
             # A cheap fingerprint narrows the candidates; torch.equal decides.
             key = (tuple(grid[j].tolist()), float(pix.sum()), float(pix[::7].abs().sum()))
-            match = next(
-                (u for u in by_key.get(key, []) if torch.equal(pix, pixel_values[bounds[uniques[u]] : bounds[uniques[u] + 1]])),
-                None,
-            )
+            match = next((u for u in by_key.get(key, []) if torch.equal(pix, image(uniques[u]))), None)
             if match is None:
                 match = len(uniques)
                 uniques.append(j)
                 by_key.setdefault(key, []).append(match)
             unique_of.append(match)
-        pix_unique = torch.cat([pixel_values[bounds[j] : bounds[j + 1]] for j in uniques])
+        pix_unique = torch.cat([image(j) for j in uniques])
         grid_unique = grid[uniques]
         with self.accelerator.autocast():
             feats = backbone.get_image_features(pix_unique, grid_unique, return_dict=True).pooler_output
@@ -691,7 +695,9 @@ def build_dataset(rows: Sequence[dict], params: TimerPOParams):
                 "true_intervals": intervals if isinstance(intervals, str) else json.dumps([list(p) for p in intervals]),
                 "true_label": str(row["true_label"]),
                 "length": int(row["length"]),
-                "reference_text": generic_reference(row) if params.reference == "generic" else str(row["reference_text"]),
+                "reference_text": (
+                    generic_reference(row) if params.reference == "generic" else str(row["reference_text"])
+                ),
             }
         )
     return Dataset.from_list(records).cast_column("image", Image())

@@ -4,7 +4,6 @@ Each asset only calls :func:`anomseer.stages.run_stage` and turns the returned s
 metadata; heavy imports happen inside the stage functions, so loading definitions stays fast.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 
@@ -22,7 +21,7 @@ def _make_asset(stage: Stage) -> dg.AssetsDefinition:
         group_name=GROUP,
         description=stage.description,
         kinds={"python"},
-        metadata={"outputs": dg.MetadataValue.json(list(stage.outs)), "params_sections": list(stage.params)},
+        metadata={"outputs": dg.MetadataValue.json(list(stage.outs)), "params_sections": dg.MetadataValue.json(list(stage.params))},
     )
     def _asset(context: dg.AssetExecutionContext, project: AnomSeerProject) -> dg.MaterializeResult:
         from anomseer.stages import run_stage

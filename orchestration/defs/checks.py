@@ -1,6 +1,5 @@
 """Blocking asset checks: bad data must not flow into expensive stages."""
 
-from __future__ import annotations
 
 import dagster as dg
 
