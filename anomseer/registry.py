@@ -160,7 +160,8 @@ def log_model_run(
         "run_id": run_id,
         "model_version": version,
         "model_uri": f"models:/{tracking.registered_model}/{version}",
-        "mlflow_run_url": f"{tracking_uri(root, tracking)}#/experiments/{exp_id}/runs/{run_id}",
+        # Where `make mlflow-ui` serves this store.
+        "mlflow_run_url": f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{run_id}",
     }
 
 

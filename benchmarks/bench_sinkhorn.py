@@ -20,7 +20,7 @@ solvers get the same cores.
 
 Usage::
 
-    python benchmarks/bench_sinkhorn.py          # B = 10 and 40, float32 and float64, 1 and 2 threads
+    python benchmarks/bench_sinkhorn.py          # B = 10, 40; float32, float64; 1, 2 threads
     python benchmarks/bench_sinkhorn.py --quick  # B = 10 only, 1 thread
 """
 
@@ -97,9 +97,9 @@ def bench_row(batch, n, m, d, dtype, threads, repeats, use_cuda):
 
         def pot_loop():
             kwargs = {"reg": DEFAULT_EPS, "method": "sinkhorn", "numItermax": DEFAULT_N_ITER}
-            return np.array(
-                [ot.sinkhorn2(a_np[k], b_np[k], cost_np[k], stopThr=0, **kwargs) for k in range(batch)]
-            )
+            problems = zip(a_np, b_np, cost_np)
+            costs = [ot.sinkhorn2(pa, pb, pc, stopThr=0, **kwargs) for pa, pb, pc in problems]
+            return np.array(costs)
 
         def torch_cpu(chunk="default"):
             if chunk == "default":

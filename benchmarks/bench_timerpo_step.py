@@ -78,7 +78,14 @@ def run_pair(model_dir: Path, rows: list[dict], work: Path, args, mode: str, rep
     from trl import GRPOConfig, GRPOTrainer
 
     from anomseer.modeling.loading import load_model_and_processor
-    from anomseer.training.timerpo import OutcomeReward, TimerPOParams, TimerPOTrainer, build_dataset, make_config
+    from anomseer.training.timerpo import (
+        OutcomeReward,
+        TimerPOParams,
+        TimerPOTrainer,
+        build_dataset,
+        make_config,
+        vision_token_ids,
+    )
 
     params = TimerPOParams(
         max_steps=args.steps, prompts_per_step=args.prompts, num_generations=args.generations,
@@ -105,6 +112,7 @@ def run_pair(model_dir: Path, rows: list[dict], work: Path, args, mode: str, rep
                 scale_rewards="none", entropy_coef=config.entropy_coef, use_bias_correction_kl=False,
                 max_steps=config.max_steps, seed=config.seed, use_cpu=config.use_cpu, bf16=config.bf16,
                 gradient_checkpointing=False, report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1,
+                generation_kwargs={"suppress_tokens": vision_token_ids(model.config)},  # as TimerPOTrainer
             )
             cls = type("BenchGRPO", (*mixins, GRPOTrainer), {})
             trainer = cls(model=model, reward_funcs=[OutcomeReward()], args=plain, train_dataset=dataset,

@@ -287,6 +287,10 @@ def test_reference_encoding_is_text_only_and_truncated(work):
     assert all("pixel_values" not in kw and "image_grid_thw" not in kw for kw in calls)
     special = set(tokenizer.all_special_ids) | {backbone.config.image_token_id, backbone.config.vision_start_token_id}
     assert not special & set(ids[mask].tolist())
+    # Sampling never emits image placeholders (a sampled <|vision_start|> breaks the next forward).
+    assert {backbone.config.vision_start_token_id, backbone.config.image_token_id} <= set(
+        trainer.generation_config.suppress_tokens
+    )
 
     fresh, _ = load_model_and_processor(work[0] / "model")
     with torch.no_grad():

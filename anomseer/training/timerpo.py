@@ -8,10 +8,12 @@ only connects them.
 
 Design decisions
 ----------------
-* **One hook.** `_generate_and_score_completions` calls ``super()`` (generation, rewards, TRL's
-  advantages, reference log-probs) and then replaces ``advantages`` in the dict it returns with
-  ``A = A_main + alpha * A_perp`` (one value per rollout: constant over its tokens, detached).
-  Both hooks it touches are private TRL API, which is why the project pins ``trl==1.16``.
+* **One hook for the maths.** `_generate_and_score_completions` calls ``super()`` (generation,
+  rewards, TRL's advantages, reference log-probs) and then replaces ``advantages`` in the dict it
+  returns with ``A = A_main + alpha * A_perp`` (one value per rollout: constant over its tokens,
+  detached). Two small overrides serve it: `_calculate_rewards` (to keep the rewards) and
+  `_get_train_sampler` (below). These are private TRL API, which is why the project pins
+  ``trl==1.16``; ``tests/test_timerpo.py`` fails if their contract changes.
 * **Groups may span processes.** TRL gathers every process's rewards before centring them per
   group, then keeps this process's slice. The rewards are captured from `_calculate_rewards`
   (already gathered); the similarities are computed locally and gathered the same way, so the
@@ -35,6 +37,8 @@ Design decisions
   TRL 1.16 has the entropy bonus natively (``loss - entropy_coef * mean token entropy``), so no
   loss override is needed. ``use_bias_correction_kl=False``: the reference implementation's
   low-variance KL is not multiplied by the importance ratio.
+* **Sampling never emits image placeholders** (`vision_token_ids`): a barely trained policy does
+  sample ``<|vision_start|>``, and the next forward then fails inside the model's rotary index.
 * **Resume keeps the data order.** TRL's `RepeatSampler` draws every epoch's permutation from one
   stateful generator, so a run resumed in epoch k > 0 would replay epoch 0's order. The sampler
   here reseeds with ``seed + epoch`` when the trainer announces an epoch (epoch 0 is TRL's order).
@@ -55,6 +59,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import RepeatSampler
 
 from anomseer.rewards import RewardParams, reward_components
@@ -227,6 +232,18 @@ class _EpochSeededRepeatSampler(RepeatSampler):
             self.generator.manual_seed((self.seed or 0) + epoch)
 
 
+def vision_token_ids(config) -> list[int]:
+    """Ids of the multimodal placeholder tokens of a Qwen2-VL-style config.
+
+    A completion must never contain them: a sampled ``<|vision_start|>`` makes the model's
+    multimodal rotary index fail on the next forward (seen with a barely trained policy), and a
+    sampled ``<|image_pad|>`` no longer matches the image features. TRL suppresses only the
+    image token; the trainer suppresses all of these during sampling.
+    """
+    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    return sorted({getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)})
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -255,6 +272,14 @@ class TimerPOTrainer(GRPOTrainer):
                 f"the training dataset has no '{args.reference_column}' column: add each prompt's reference "
                 f"text (ExpCoT, or generic_reference() for the ablation) or set reference_column"
             )
+        if not args.use_vllm:  # vLLM sampling params have no suppress_tokens
+            from transformers import AutoConfig
+
+            config = model.config if hasattr(model, "config") else AutoConfig.from_pretrained(model)
+            generation = dict(args.generation_kwargs or {})
+            suppress = set(generation.get("suppress_tokens") or []) | set(vision_token_ids(config))
+            generation["suppress_tokens"] = sorted(suppress)
+            args.generation_kwargs = generation
         super().__init__(
             model=model,
             reward_funcs=reward_funcs if reward_funcs is not None else [OutcomeReward()],
@@ -427,15 +452,16 @@ class TimerPOTrainer(GRPOTrainer):
     def _local_similarity(self, inputs: list[dict], batch: dict[str, Any]) -> tuple[Tensor, Tensor, dict[str, float]]:
         """Grounded similarity and OT cost of this process's rollouts, shape (B_local,) each."""
         device = self.accelerator.device
-        timings = {}
         _sync(device)
         t0 = time.perf_counter()
-        h_resp, resp_mask = self._response_hidden_states(batch)
-        _sync(device)
-        t1 = time.perf_counter()
-        texts = [str(x[self.args.reference_column]) for x in inputs]
-        distinct = list(dict.fromkeys(texts))
-        h_ref, ref_mask = self._reference_hidden_states(distinct)
+        # As in TRL's own no-grad passes: checkpointing only costs time without a backward.
+        with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            h_resp, resp_mask = self._response_hidden_states(batch)
+            _sync(device)
+            t1 = time.perf_counter()
+            texts = [str(x[self.args.reference_column]) for x in inputs]
+            distinct = list(dict.fromkeys(texts))
+            h_ref, ref_mask = self._reference_hidden_states(distinct)
         index = torch.tensor([distinct.index(t) for t in texts], device=h_ref.device)
         _sync(device)
         t2 = time.perf_counter()
@@ -841,4 +867,5 @@ __all__ = [
     "generic_reference",
     "make_config",
     "run_timerpo",
+    "vision_token_ids",
 ]
