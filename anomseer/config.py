@@ -45,10 +45,17 @@ PROFILES = ("tiny", "smoke", "paper")
 # for tests; `paper` is method.md section 6 (GPUs).
 PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
-        "data": {"train_per_family": 250, "eval_per_family": 50, "heldout_per_type": 20},
+        # Sized so `dvc repro` of the whole lineage stays well under an hour on 2 CPU cores.
+        "data": {"train_per_family": 150, "eval_per_family": 25, "heldout_per_type": 10},
         "render": {"width_px": 448, "height_px": 112},
         "model": {"image_width": 448, "image_height": 112},
         "base": {"source": "tiny"},
+        "sft": {"epochs": 3.0, "per_device_batch_size": 8, "logging_steps": 10, "save_steps": 50},
+        "timerpo": {
+            "max_steps": 8, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 200,
+            "learning_rate": 5e-5, "save_steps": 4, "bf16": False,
+        },
+        "evaluation": {"max_new_tokens": 200, "batch_size": 25},
     },
     "smoke": {
         "data": {"train_per_family": 2, "eval_per_family": 1, "heldout_per_type": 1, "length": 250, "heldout_length": 100},
