@@ -232,9 +232,21 @@ def resolve_model_dir(root: Path, tracking: TrackingParams, uri: str, dst: Path 
             f"cannot load {uri} from the registry at {tracking_uri(root, tracking)} ({msg}); "
             "run `dvc repro` (or `anomseer promote`) to create a champion, or pass --model PATH"
         ) from None
-    hf = path / "artifacts" / "hf_model"
+    return _hf_artifact_dir(path, uri)
+
+
+def _hf_artifact_dir(model_path: Path, uri: str) -> Path:
+    """The folder of the ``hf_model`` artifact inside a downloaded pyfunc (named in ``MLmodel``)."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((model_path / "MLmodel").read_text())
+        rel = mlmodel["flavors"]["python_function"]["artifacts"]["hf_model"]["path"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        raise FileNotFoundError(f"{uri} has no hf_model artifact; it was not logged by AnomSeer") from None
+    hf = model_path / rel
     if not hf.is_dir():
-        raise FileNotFoundError(f"{uri} has no hf_model artifact; it was not logged by AnomSeer")
+        raise FileNotFoundError(f"{uri}: its hf_model artifact {rel} is missing from the download")
     return hf
 
 

@@ -189,6 +189,9 @@ def _finish_model(out: Path) -> None:
 
     if (out / "checkpoints").exists():
         shutil.rmtree(out / "checkpoints")
+    # Trainer pickles its arguments next to the weights; nothing reads it and a served model
+    # should carry no pickle.
+    (out / "training_args.bin").unlink(missing_ok=True)
 
 
 def run_base_model(params: Params, root: Path) -> dict:
