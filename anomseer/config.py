@@ -32,7 +32,7 @@ SECTION_TYPES: dict[str, str] = {
     "model": "anomseer.modeling.tiny:TinyModelParams",
     "base": "anomseer.modeling.source:BaseModelParams",
     "sft": "anomseer.training.sft:SFTParams",
-    "timerpo": "anomseer.training.timerpo:TimerPOParams",
+    "timerpo": "anomseer.training.timerpo_params:TimerPOParams",
     "reward": "anomseer.rewards:RewardParams",
     "evaluation": "anomseer.evaluation.params:EvaluationParams",
     "promotion": "anomseer.registry:PromotionParams",
@@ -50,9 +50,9 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "render": {"width_px": 448, "height_px": 112},
         "model": {"image_width": 448, "image_height": 112},
         "base": {"source": "tiny"},
-        "sft": {"epochs": 3.0, "per_device_batch_size": 8, "logging_steps": 10, "save_steps": 50},
+        "sft": {"epochs": 1.5, "per_device_batch_size": 8, "logging_steps": 10, "save_steps": 50},
         "timerpo": {
-            "max_steps": 8, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 200,
+            "max_steps": 6, "prompts_per_step": 4, "num_generations": 4, "max_completion_length": 200,
             "learning_rate": 5e-5, "save_steps": 4, "bf16": False,
         },
         "evaluation": {"max_new_tokens": 200, "batch_size": 25},
@@ -76,6 +76,17 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"train_per_family": 400, "eval_per_family": 400, "heldout_per_type": 100},
         "render": {"width_px": 1000, "height_px": 150},
         "base": {"source": "pretrained", "path": "Qwen/Qwen2.5-VL-3B-Instruct"},
+        # method.md section 6: full fine-tuning with the vision tower trainable, bf16, 4 GPUs.
+        "sft": {
+            "epochs": 2.0, "per_device_batch_size": 4, "grad_accumulation": 4, "learning_rate": 1e-5,
+            "max_length": 2048, "bf16": True, "gradient_checkpointing": True, "save_steps": 100,
+        },
+        "timerpo": {
+            "epochs": 10.0, "prompts_per_step": 128, "num_generations": 5, "max_completion_length": 1024,
+            "temperature": 1.0, "learning_rate": 1e-6, "weight_decay": 0.01, "max_grad_norm": 1.0,
+            "bf16": True, "gradient_checkpointing": True, "use_vllm": True, "save_steps": 25,
+        },
+        "evaluation": {"max_new_tokens": 1024, "temperature": 0.4, "batch_size": 32},
     },
 }
 
