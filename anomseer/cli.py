@@ -40,9 +40,12 @@ def _detect_command(args) -> int:
     from anomseer.inference import validate_series
 
     values = validate_series(values, interpolate=args.interpolate)
-    params = load_params(root / args.params)
-    uri = args.model or f"models:/{params.tracking.registered_model}@champion"
-    detector = Detector.from_dir(resolve_model_dir(root, params.tracking, uri), max_new_tokens=args.max_new_tokens)
+    from anomseer.registry import TrackingParams
+
+    # Only the registry location is needed: defaults when there is no params file.
+    tracking = load_params(root / args.params).tracking if (root / args.params).exists() else TrackingParams()
+    uri = args.model or f"models:/{tracking.registered_model}@champion"
+    detector = Detector.from_dir(resolve_model_dir(root, tracking, uri), max_new_tokens=args.max_new_tokens)
     detection = detector.detect(values)
     out_dir = Path(args.out)
     png = plot_detection(values, detection, out_dir / f"{Path(args.path).stem}_anomseer.png")
