@@ -522,11 +522,19 @@ def render_many(
     if ctx.get_start_method() == "fork":
         # Build the figure and its first background before forking so no worker redraws them.
         _plotter(p).rgb(chunks[0][0][0])
-    with ctx.Pool(workers) as pool:
+    # close() + join() rather than the context manager's terminate(): terminating forkserver
+    # workers that sit in the task queue's lock deadlocked a CI run.
+    pool = ctx.Pool(workers)
+    try:
         for n in pool.imap_unordered(functools.partial(_render_chunk, p), chunks):
             done += n
             if progress is not None:
                 progress(done, total)
+        pool.close()
+        pool.join()
+    except BaseException:
+        pool.terminate()
+        raise
 
 
 def naive_render_png(

@@ -135,3 +135,18 @@ def test_detect_cli_rejects_bad_input_clearly(lineage, tmp_path, content, extra,
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_dagster_promotion_asset_runs_the_same_stage_with_metadata(lineage):
+    import dagster as dg
+
+    from orchestration.defs.assets import stage_assets
+    from orchestration.defs.resources import AnomSeerProject
+
+    root, _, summaries = lineage
+    promotion = next(a for a in stage_assets if a.key.to_user_string() == "promotion")
+    result = dg.materialize([promotion], resources={"project": AnomSeerProject(root=str(root))})
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    assert meta["candidate"].value == "timerpo_checkpoint"
+    assert meta["reason"].value  # why it was (not) promoted is visible in the UI

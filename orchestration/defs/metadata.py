@@ -36,7 +36,16 @@ def stage_metadata(name: str, summary: dict, root: Path) -> dict:
         if sample:
             meta["sample_trace"] = dg.MetadataValue.md(f"`{sample['uid']}` ({sample['label']})\n\n```\n{sample['completion']}\n```")
         meta["verified"] = dg.MetadataValue.json({s: f"{i['verified']}/{i['n']}" for s, i in splits.items()})
-    for key in ("mlflow_run_url", "report_path"):
-        if key in summary:
-            meta[key] = dg.MetadataValue.url(summary[key]) if key.endswith("url") else dg.MetadataValue.path(summary[key])
+    # Model stages: the MLflow run and registered version; evaluation: headline numbers.
+    for key, value in summary.items():
+        if key == "mlflow_run_url":
+            meta[key] = dg.MetadataValue.url(value)
+        elif key == "report_path":
+            meta[key] = dg.MetadataValue.path(value)
+        elif key in ("model_uri", "model_version", "run_id", "reason", "candidate"):
+            meta[key] = str(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            meta[key] = float(value)
+        elif isinstance(value, bool):
+            meta[key] = value
     return meta
