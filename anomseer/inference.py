@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from anomseer.series.sample import merge_intervals
+
 META_FILE = "anomseer_meta.json"
 MIN_LENGTH = 16
 
@@ -84,7 +86,7 @@ def read_series(path: str | Path, column: str | None = None) -> np.ndarray:
         series = df[numeric[0]]
     if not pd.api.types.is_numeric_dtype(series):
         bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
-        raise InputError(f"column {series.name!r} has non-numeric values at rows {list(np.flatnonzero(bad)[:10])}")
+        raise InputError(f"column {series.name!r} has non-numeric values at rows {np.flatnonzero(bad)[:10].tolist()}")
     return series.to_numpy(dtype=np.float64)
 
 
@@ -106,7 +108,7 @@ def validate_series(values: np.ndarray, interpolate: bool = False) -> np.ndarray
         where = np.flatnonzero(bad)
         if not interpolate:
             raise InputError(
-                f"the series has {bad.sum()} NaN/inf values (first at indices {list(where[:10])}); "
+                f"the series has {int(bad.sum())} NaN/inf values (first at indices {where[:10].tolist()}); "
                 "clean them or pass --interpolate to fill them linearly"
             )
         if bad.all():
@@ -130,16 +132,6 @@ def _windows(n: int, length: int) -> list[tuple[int, int]]:
     if starts[-1] + length < n:
         starts.append(n - length)
     return [(s, s + length) for s in starts]
-
-
-def merge_intervals(intervals: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return [(a, b) for a, b in out]
 
 
 @dataclass

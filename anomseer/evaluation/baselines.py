@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from anomseer.series.sample import Sample
+from anomseer.series.sample import Sample, merge_intervals
 from anomseer.series.taxonomy import ANOMALY_LABELS, NORMAL, normalize_label
 
 Interval = tuple[int, int]
@@ -191,17 +191,6 @@ def mask_runs(mask: np.ndarray) -> list[Interval]:
     edges = np.diff(np.concatenate(([0], m, [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return [(int(s), int(e)) for s, e in zip(starts, ends)]
-
-
-def merge_intervals(pairs) -> list[Interval]:
-    """Sort and merge overlapping or touching ``(start, end)`` pairs."""
-    merged: list[list[int]] = []
-    for s, e in sorted(pairs):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    return [(s, e) for s, e in merged]
 
 
 def _medians(pairs: list[tuple[float, float]]) -> tuple[float, float]:

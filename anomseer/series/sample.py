@@ -30,3 +30,14 @@ class Sample:
     @property
     def length(self) -> int:
         return int(self.values.shape[0])
+
+
+def merge_intervals(pairs) -> list[Interval]:
+    """Sort and merge overlapping or touching ``(start, end)`` pairs (half-open)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(pairs):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
