@@ -196,32 +196,110 @@ def _finish_model(out: Path) -> None:
 
 def run_base_model(params: Params, root: Path) -> dict:
     """The starting model: a from-scratch tiny Qwen2.5-VL with a tokenizer trained on this
-    project's prompts and traces, or a pretrained Qwen2.5-VL checkpoint copied with the
-    image-only processor."""
+    project's prompts and traces, its ViT pre-trained densely and its decoder warmed up on short
+    answers (both optional, ``base`` section), or a pretrained Qwen2.5-VL checkpoint copied with
+    the image-only processor.
+
+    Resumable: the from-scratch and vision-pre-trained folders and the warm-up's checkpoints are
+    kept under ``<out>/work`` (stamped with the params they were made with) until the stage ends.
+    """
     import shutil
 
     from anomseer.inference import write_model_meta
     from anomseer.modeling.loading import count_parameters, load_model_and_processor
     from anomseer.modeling.processor import image_token_count
-    from anomseer.modeling.tiny import build_tiny_model
-    from anomseer.task import build_prompt
 
     root = Path(root)
     out = model_dir(root, "base_model")
-    if out.exists():
+    work = out / "work"
+    fingerprint = _params_fingerprint(params.base, params.model, params.data, params.render)
+    stamp = work / "params_fingerprint.txt"
+    if out.exists() and not (stamp.exists() and stamp.read_text().strip() == fingerprint):
         shutil.rmtree(out)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+    summary: dict = {"source": params.base.source}
     if params.base.source == "tiny":
-        corpus = [build_prompt(params.data.length), build_prompt(params.data.heldout_length)]
-        corpus += [r["completion"] for r in datasets.read_jsonl(datasets.traces_path(root, "train"))]
-        build_tiny_model(out, corpus, params.model)
+        summary.update(_build_tiny_base(params, root, out, work))
     else:
         model, processor = load_model_and_processor(params.base.path)
         model.save_pretrained(out)
         processor.save_pretrained(out)
+    shutil.rmtree(work)
     write_model_meta(out, params.data.length, params.render)
     model, processor = load_model_and_processor(out)
-    summary = {"source": params.base.source, "parameters": count_parameters(model), "image_tokens": image_token_count(processor)}
+    summary.update(parameters=count_parameters(model), image_tokens=image_token_count(processor))
     return _write_summary(out / "summary.json", summary)
+
+
+def _build_tiny_base(params: Params, root: Path, out: Path, work: Path) -> dict:
+    """scratch -> (vision pre-training) -> (answer-only warm-up) -> ``out``; returns summary fields."""
+    import shutil
+
+    from anomseer.modeling.loading import load_model_and_processor
+    from anomseer.modeling.tiny import TINY_PARAMS_FILE, build_tiny_model
+    from anomseer.task import build_prompt
+
+    base = params.base
+    scratch, seeing = work / "scratch", work / "vision_pretrained"
+    info: dict = {}
+    if not (scratch / "model.safetensors").exists():
+        corpus = [build_prompt(params.data.length), build_prompt(params.data.heldout_length)]
+        corpus += [r["completion"] for r in datasets.read_jsonl(datasets.traces_path(root, "train"))]
+        build_tiny_model(scratch, corpus, params.model)
+    current = scratch
+    if base.vision_epochs:
+        history_file = seeing / "vision_history.json"
+        if not history_file.exists():
+            history = _pretrain_vision(params, root, scratch, seeing)
+            history_file.write_text(json.dumps(history) + "\n")
+        history = json.loads(history_file.read_text())
+        info["vision_pretraining"] = history[-1] if history else {}
+        info["vision_history"] = history
+        current = seeing
+    if base.align_steps:
+        from anomseer.training.align import run_alignment
+
+        rows = datasets.training_rows(root, "train")
+        result = run_alignment(current, rows, work / "aligned", base)
+        model, processor = load_model_and_processor(work / "aligned")
+        info["alignment"] = {k: result[k] for k in ("steps", "final_loss", "wall_seconds", "samples_per_second") if k in result}
+        info["alignment_loss_curve"] = result["loss_curve"]
+    else:
+        model, processor = load_model_and_processor(current)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    if (scratch / TINY_PARAMS_FILE).exists():
+        shutil.copy2(scratch / TINY_PARAMS_FILE, out / TINY_PARAMS_FILE)
+    return info
+
+
+def _pretrain_vision(params: Params, root: Path, scratch: Path, dest: Path) -> list[dict]:
+    """Dense ViT pre-training on the train split (training/vision_pretrain.py); saves to ``dest``."""
+    from anomseer.modeling.loading import load_model_and_processor
+    from anomseer.render import load_image
+    from anomseer.training.vision_pretrain import pretrain_vision
+
+    base = params.base
+    samples = datasets.load_split(root, "train")
+    images = [load_image(datasets.image_path(root, "train", s.uid)) for s in samples]
+    model, processor = load_model_and_processor(scratch)
+
+    def say(epoch: int, epochs: int, record: dict) -> None:
+        print(
+            f"vision pre-training epoch {epoch}/{epochs}: loss {record['loss']:.3f}, "
+            f"class accuracy {record['class_accuracy']:.3f}, column F1 {record['column_f1']:.3f} ({record['seconds']:.0f} s)",
+            flush=True,
+        )
+
+    history = pretrain_vision(
+        model, processor, images, [s.label for s in samples], [s.intervals for s in samples], [s.length for s in samples],
+        epochs=base.vision_epochs, learning_rate=base.vision_learning_rate, batch_size=base.vision_batch_size,
+        seed=base.vision_seed, progress=say,
+    )
+    model.save_pretrained(dest)
+    processor.save_pretrained(dest)
+    return history
 
 
 def _log(params: Params, root: Path, stage: str, model_out: Path, sections: dict, history: list, summary: dict) -> dict:
@@ -359,11 +437,14 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "base_model",
-            ("expert_traces",),
+            ("synthetic_series", "rendered_images", "expert_traces"),
             ("data", "render", "model", "base"),
             ("data/models/base_model",),
-            deps=("anomseer/modeling",),
-            description="Untrained tiny Qwen2.5-VL (tokenizer trained on the trace corpus) or a pretrained one.",
+            deps=("anomseer/modeling", "anomseer/training/vision_pretrain.py", "anomseer/training/align.py"),
+            description=(
+                "Tiny Qwen2.5-VL from scratch (tokenizer trained on the trace corpus), ViT pre-trained on "
+                "class + column targets, decoder warmed up on short answers; or a pretrained Qwen2.5-VL."
+            ),
         ),
         Stage(
             "sft_checkpoint",
