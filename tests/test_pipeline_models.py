@@ -150,3 +150,15 @@ def test_dagster_promotion_asset_runs_the_same_stage_with_metadata(lineage):
     meta = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert meta["candidate"].value == "timerpo_checkpoint"
     assert meta["reason"].value  # why it was (not) promoted is visible in the UI
+
+
+def test_base_model_is_vision_pretrained_and_warmed_up_and_leaves_no_work_files(lineage):
+    root, params, summaries = lineage
+    base = summaries["base_model"]
+    assert params.base.vision_epochs >= 1 and params.base.align_steps >= 1
+    assert len(base["vision_history"]) == params.base.vision_epochs
+    assert {"loss", "class_accuracy", "column_f1"} <= set(base["vision_pretraining"])
+    assert base["alignment"]["steps"] == params.base.align_steps
+    out = root / "data/models/base_model"
+    assert not (out / "work").exists()
+    assert (out / "model.safetensors").is_file() and (out / "anomseer_tiny_params.json").is_file()
