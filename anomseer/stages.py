@@ -236,7 +236,6 @@ def _build_tiny_base(params: Params, root: Path, out: Path, work: Path) -> dict:
     """scratch -> (vision pre-training) -> (answer-only warm-up) -> ``out``; returns summary fields."""
     import shutil
 
-    from anomseer.modeling.loading import load_model_and_processor
     from anomseer.modeling.tiny import TINY_PARAMS_FILE, build_tiny_model
     from anomseer.task import build_prompt
 
@@ -262,13 +261,13 @@ def _build_tiny_base(params: Params, root: Path, out: Path, work: Path) -> dict:
 
         rows = datasets.training_rows(root, "train")
         result = run_alignment(current, rows, work / "aligned", base)
-        model, processor = load_model_and_processor(work / "aligned")
         info["alignment"] = {k: result[k] for k in ("steps", "final_loss", "wall_seconds", "samples_per_second") if k in result}
         info["alignment_loss_curve"] = result["loss_curve"]
-    else:
-        model, processor = load_model_and_processor(current)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+        current = work / "aligned"
+    # The finished folder already holds weights + processor files: copy them, no reload.
+    for item in current.iterdir():
+        if item.is_file() and item.name not in ("training_args.bin", "vision_history.json"):
+            shutil.copy2(item, out / item.name)
     if (scratch / TINY_PARAMS_FILE).exists():
         shutil.copy2(scratch / TINY_PARAMS_FILE, out / TINY_PARAMS_FILE)
     return info

@@ -49,25 +49,16 @@ class BaseModelParams:
             raise ValueError(f"source must be 'tiny' or 'pretrained', got {self.source!r}")
         if self.source == "pretrained" and not self.path:
             raise ValueError("path must name a Qwen2.5-VL checkpoint folder or hub id when source is 'pretrained'")
-        if not isinstance(self.align_steps, int) or self.align_steps < 0:
-            raise ValueError(f"align_steps must be an int >= 0 (0 = no warm-up), got {self.align_steps!r}")
-        if self.align_steps and self.source != "tiny":
-            raise ValueError("align_steps applies to a from-scratch model only; set it to 0 when source is 'pretrained'")
-        if not 0 < self.align_learning_rate <= 1:
-            raise ValueError(f"align_learning_rate must be in (0, 1], got {self.align_learning_rate!r}")
-        if not isinstance(self.align_batch_size, int) or self.align_batch_size < 1:
-            raise ValueError(f"align_batch_size must be an int >= 1, got {self.align_batch_size!r}")
+        for name, minimum in (("align_steps", 0), ("align_batch_size", 1), ("align_seed", 0),
+                              ("vision_epochs", 0), ("vision_batch_size", 1), ("vision_seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        for name in ("align_learning_rate", "vision_learning_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.align_warmup_ratio < 1:
             raise ValueError(f"align_warmup_ratio must be in [0, 1), got {self.align_warmup_ratio!r}")
-        if not isinstance(self.align_seed, int) or self.align_seed < 0:
-            raise ValueError(f"align_seed must be an int >= 0, got {self.align_seed!r}")
-        if not isinstance(self.vision_epochs, int) or self.vision_epochs < 0:
-            raise ValueError(f"vision_epochs must be an int >= 0 (0 = no vision pre-training), got {self.vision_epochs!r}")
-        if self.vision_epochs and self.source != "tiny":
-            raise ValueError("vision_epochs applies to a from-scratch model only; set it to 0 when source is 'pretrained'")
-        if not 0 < self.vision_learning_rate <= 1:
-            raise ValueError(f"vision_learning_rate must be in (0, 1], got {self.vision_learning_rate!r}")
-        if not isinstance(self.vision_batch_size, int) or self.vision_batch_size < 1:
-            raise ValueError(f"vision_batch_size must be an int >= 1, got {self.vision_batch_size!r}")
-        if not isinstance(self.vision_seed, int) or self.vision_seed < 0:
-            raise ValueError(f"vision_seed must be an int >= 0, got {self.vision_seed!r}")
+        for name in ("align_steps", "vision_epochs"):
+            if getattr(self, name) and self.source != "tiny":
+                raise ValueError(f"{name} applies to a from-scratch model only; set it to 0 when source is 'pretrained'")
