@@ -50,9 +50,52 @@ def _progress(label: str):
     return report
 
 
+#: Summary keys that differ between two runs of the same stage on the same inputs (wall times,
+#: throughputs, MLflow ids). They go to ``run_info.json``, which ``.dvcignore`` keeps out of DVC's
+#: hashes, so a rerun that writes the same data leaves the output's hash, and everything
+#: downstream, untouched.
+VOLATILE_KEYS = frozenset({"run_id", "mlflow_run_url", "model_uri", "model_version", "wall_seconds", "seconds", "step_time", "train_runtime"})
+VOLATILE_SUFFIXES = ("_per_s", "_per_second", "per_second", "_time_s")
+RUN_INFO = "run_info.json"
+
+
+def is_volatile_key(key: str) -> bool:
+    """True for a summary key whose value changes from run to run of identical work."""
+    key = str(key)
+    return key in VOLATILE_KEYS or key.endswith(VOLATILE_SUFFIXES) or key.startswith("timerpo/time_")
+
+
+def split_volatile(obj, where: str = ""):
+    """``(stable, volatile)``: ``obj`` without volatile keys (at any depth), and those keys as a flat
+    dict keyed by their path (``vision_history[0].seconds``)."""
+    volatile: dict = {}
+    if isinstance(obj, dict):
+        stable = {}
+        for key, value in obj.items():
+            path = f"{where}.{key}" if where else str(key)
+            if is_volatile_key(key):
+                volatile[path] = value
+            else:
+                stable[key], inner = split_volatile(value, path)
+                volatile.update(inner)
+        return stable, volatile
+    if isinstance(obj, list):
+        stable_list = []
+        for i, value in enumerate(obj):
+            item, inner = split_volatile(value, f"{where}[{i}]")
+            stable_list.append(item)
+            volatile.update(inner)
+        return stable_list, volatile
+    return obj, volatile
+
+
 def _write_summary(path: Path, summary: dict) -> dict:
+    """Write ``summary.json`` (deterministic part) and ``run_info.json`` (volatile part) beside it;
+    return the whole summary (Dagster metadata shows both)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    stable, volatile = split_volatile(summary)
+    path.write_text(json.dumps(stable, indent=2, sort_keys=True) + "\n")
+    (path.parent / RUN_INFO).write_text(json.dumps(volatile, indent=2, sort_keys=True, default=float) + "\n")
     return summary
 
 
@@ -304,7 +347,9 @@ def _pretrain_vision(params: Params, root: Path, scratch: Path, dest: Path) -> l
 def _log(params: Params, root: Path, stage: str, model_out: Path, sections: dict, history: list, summary: dict) -> dict:
     from anomseer.registry import log_model_run
 
-    (model_out / "history.json").write_text(json.dumps(history, default=float) + "\n")  # learning curves for the report
+    # Learning curves for the report; per-step timings stay in MLflow (they would change the hash).
+    stable_history, _ = split_volatile(history)
+    (model_out / "history.json").write_text(json.dumps(stable_history, default=float) + "\n")
     info = log_model_run(root, params.tracking, stage, sections, history, model_out, summary)
     return {**summary, **info}
 

@@ -41,13 +41,24 @@ def test_checks_catch_broken_data(smoke_root, tmp_path):
     assert any("does not verify" in p for p in check_traces(root))
 
 
-def test_series_are_byte_identical_across_runs(smoke_root, tmp_path):
+def test_data_stage_outputs_are_byte_identical_across_runs(smoke_root, tmp_path):
+    """A rerun writes the same bytes (run_info.json aside), so DVC sees the same hashes and
+    reruns nothing downstream."""
     from anomseer.config import load_params
-    from anomseer.stages import run_stage
+    from anomseer.stages import RUN_INFO, run_stage
 
-    run_stage("synthetic_series", load_params(smoke_root / "params.yaml"), tmp_path)
-    for split in datasets.SPLITS:
-        assert datasets.series_path(tmp_path, split).read_bytes() == datasets.series_path(smoke_root, split).read_bytes()
+    params = load_params(smoke_root / "params.yaml")
+    summaries = {name: run_stage(name, params, tmp_path) for name in DATA_STAGES}
+    assert summaries["synthetic_series"]["splits"]["train"]["series_per_s"] > 0  # still reported
+    for out in ("series", "images", "traces"):
+        def files(root):
+            base = root / "data" / out
+            return {p.relative_to(base): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file() and p.name != RUN_INFO}
+
+        assert files(tmp_path) == files(smoke_root), out
+        assert "series_per_s" not in (tmp_path / "data" / out / "summary.json").read_text()
+        assert (tmp_path / "data" / out / RUN_INFO).is_file()
+    assert RUN_INFO in (REPO / ".dvcignore").read_text().split()
 
 
 def test_dagster_materializes_the_data_assets_with_checks(tmp_path):
@@ -96,3 +107,19 @@ def test_dvc_repro_runs_the_data_stages_then_nothing(tmp_path):
     assert "Running stage" not in second.stdout
     status = run("status", *DATA_STAGES)
     assert "up to date" in status.stdout
+
+
+def test_split_volatile_moves_timings_and_ids_at_any_depth():
+    from anomseer.stages import split_volatile
+
+    summary = {
+        "steps": 3, "wall_seconds": 1.5, "run_id": "abc",
+        "history": [{"step": 1, "loss": 2.0, "seconds": 0.1}, {"step": 2, "timerpo/time_ot_s": 0.2}],
+        "splits": {"eval": {"n": 2, "images_per_s": 9.0}},
+    }
+    stable, volatile = split_volatile(summary)
+    assert stable == {"steps": 3, "history": [{"step": 1, "loss": 2.0}, {"step": 2}], "splits": {"eval": {"n": 2}}}
+    assert volatile == {
+        "wall_seconds": 1.5, "run_id": "abc", "history[0].seconds": 0.1,
+        "history[1].timerpo/time_ot_s": 0.2, "splits.eval.images_per_s": 9.0,
+    }

@@ -45,7 +45,7 @@ BASELINE_BEST = "baseline_best"
 #: Bump when the cache layout or what a row means changes: old caches are then ignored.
 CACHE_VERSION = 1
 #: Files of a model folder that do not change what it generates (left out of its fingerprint).
-_NOT_MODEL_FILES = {"history.json", "summary.json"}
+_NOT_MODEL_FILES = {"history.json", "summary.json", "run_info.json"}
 #: Flat metric name -> (scoring metric) for metrics.json.
 _FLAT = {
     "accuracy": "accuracy", "p": "P", "r": "R", "f1": "F1", "aff_p": "AffP", "aff_r": "AffR", "aff_f1": "AffF1",
