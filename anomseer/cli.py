@@ -54,6 +54,21 @@ def _detect_command(args) -> int:
     return 0
 
 
+def _sweep_command(args) -> int:
+    from anomseer.config import load_params
+    from anomseer.evaluation.sweep import format_table, run_sweep
+
+    try:
+        grid = json.loads(args.grid)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--grid is not valid JSON ({exc}); pass a list of objects, e.g. '[{{\"learning_rate\": 5e-6}}]'") from None
+    root = Path(args.root)
+    params = load_params(root / args.params)
+    rows = run_sweep(root, params, grid, root / args.out, say=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(rows))
+    return 0
+
+
 def _dvc_yaml_command(args) -> int:
     import yaml
 
@@ -92,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--root", default=".")
     p.set_defaults(func=_stage_command, stage="promotion")
+    p = sub.add_parser("sweep-timerpo", help="train TimerPO settings from the SFT checkpoint and score each on the eval split")
+    p.add_argument("--grid", required=True, help="JSON list of overrides of params.yaml's timerpo section")
+    p.add_argument("--out", default="data/sweeps/timerpo", help="folder for the runs and results.json (resumable)")
+    p.add_argument("--root", default=".", help="project root (default: current folder)")
+    p.add_argument("--params", default="params.yaml", help="params file, relative to --root")
+    p.set_defaults(func=_sweep_command)
     p = sub.add_parser("dvc-yaml", help="print dvc.yaml derived from the lineage definition")
     p.set_defaults(func=_dvc_yaml_command)
     return parser

@@ -162,3 +162,49 @@ def test_base_model_is_vision_pretrained_and_warmed_up_and_leaves_no_work_files(
     out = root / "data/models/base_model"
     assert not (out / "work").exists()
     assert (out / "model.safetensors").is_file() and (out / "anomseer_tiny_params.json").is_file()
+
+
+def test_timerpo_sweep_scores_like_the_report_and_resumes(lineage, tmp_path):
+    from anomseer.evaluation.sweep import run_sweep, setting_name
+
+    root, params, summaries = lineage
+    grid = [{"max_steps": 1}, {"max_steps": 1, "learning_rate": 1e-6}]
+    rows = run_sweep(root, params, grid, tmp_path / "sweep", say=lambda m: None)
+    assert [r["name"] for r in rows] == ["sft_checkpoint", *map(setting_name, grid)]
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("accuracy", "aff_f1", "well_formed"))
+    assert (tmp_path / "sweep" / setting_name(grid[0]) / "model.safetensors").is_file()
+    # The reference row is the evaluation report's SFT row (same records, same greedy decoding).
+    metrics = json.loads((root / "data/reports/metrics.json").read_text())
+    assert rows[0]["accuracy"] == pytest.approx(metrics["sft_checkpoint"]["eval"]["accuracy"])
+    assert rows[0]["aff_f1"] == pytest.approx(metrics["sft_checkpoint"]["eval"]["aff_f1"])
+    said = []
+    again = run_sweep(root, params, grid, tmp_path / "sweep", say=said.append)
+    assert again == rows and sum("done earlier" in m for m in said) == 2
+    with pytest.raises(ValueError, match="learning_rte"):
+        run_sweep(root, params, [{"learning_rte": 1e-6}], tmp_path / "sweep")
+
+
+def test_sweep_cli_rejects_a_bad_grid_clearly(lineage):
+    root, _, _ = lineage
+    proc = subprocess.run(
+        [sys.executable, "-m", "anomseer.cli", "sweep-timerpo", "--root", str(root), "--grid", "[{learning_rate: 1}]"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and "--grid is not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_stages_rerun_byte_identically(lineage, smoke_root, tmp_path):
+    """Same inputs, same params -> the same files (run_info.json aside), so DVC's hash of the
+    model folder is stable and a rerun upstream does not force the stages below it to rerun."""
+    from anomseer.stages import RUN_INFO
+
+    root, params, _ = lineage
+    shutil.copytree(smoke_root, tmp_path, dirs_exist_ok=True)
+    for name in ("base_model", "sft_checkpoint"):
+        run_stage(name, params, tmp_path)
+
+        def files(base):
+            folder = base / "data" / "models" / name
+            return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != RUN_INFO}
+
+        assert files(tmp_path) == files(root), name
