@@ -165,7 +165,7 @@ def test_base_model_is_vision_pretrained_and_warmed_up_and_leaves_no_work_files(
 
 
 def test_timerpo_sweep_scores_like_the_report_and_resumes(lineage, tmp_path):
-    from anomseer.evaluation.sweep import run_sweep, setting_name
+    from anomseer.evaluation.sweep import format_table, run_sweep, setting_name
 
     root, params, summaries = lineage
     grid = [{"max_steps": 1}, {"max_steps": 1, "learning_rate": 1e-6}]
@@ -177,6 +177,10 @@ def test_timerpo_sweep_scores_like_the_report_and_resumes(lineage, tmp_path):
     metrics = json.loads((root / "data/reports/metrics.json").read_text())
     assert rows[0]["accuracy"] == pytest.approx(metrics["sft_checkpoint"]["eval"]["accuracy"])
     assert rows[0]["aff_f1"] == pytest.approx(metrics["sft_checkpoint"]["eval"]["aff_f1"])
+    sft = metrics["sft_checkpoint"]["eval"]
+    groups = [sft[f"aff_f1_{g}"] for g in ("freq", "trend", "range", "point") if f"aff_f1_{g}" in sft]
+    assert groups and rows[0]["aff_f1_groups"] == pytest.approx(sum(groups) / len(groups))  # the paper's avg F1
+    assert "paper groups' avg" in format_table(rows)
     said = []
     again = run_sweep(root, params, grid, tmp_path / "sweep", say=said.append)
     assert again == rows and sum("done earlier" in m for m in said) == 2
