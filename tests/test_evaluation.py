@@ -456,3 +456,10 @@ def test_a_real_micro_model_runs_through_evaluate(tiny_root, tmp_path, monkeypat
     assert 0.0 <= m["score"] <= 1.0 and m["well_formed"] == 0.0
     rows = (out / "completions" / "micro__eval.jsonl").read_text().splitlines()
     assert len(rows) == m["n"] + 1 and json.loads(rows[0])["fingerprint"]
+
+
+def test_paper_average_is_the_mean_of_the_groups_present():
+    from anomseer.evaluation.scoring import paper_average
+
+    assert paper_average({"freq": 0.2, "trend": 0.4, "range": None, "point": 0.9, "heldout": 0.0}) == pytest.approx(0.5)
+    assert paper_average({"heldout": 1.0}) is None

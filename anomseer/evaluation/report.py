@@ -27,6 +27,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from anomseer.evaluation.scoring import PAPER_GROUPS, paper_average
+
 #: Published results on the AnomLLM test split (accuracy %, affiliation F1 % per paper group).
 #: Reference data, not ours: copied from method.md section 7.
 PUBLISHED_RESULTS: tuple[tuple[str, float, float, float, float, float, float], ...] = (
@@ -44,7 +46,6 @@ PUBLISHED_SOURCE = (
     "reference code (with its label-leaking shaded images and the misspelled noisy-* labels); ours is "
     "regenerated with the fixes of method.md §2, so the rows are a reference point, not a like-for-like comparison."
 )
-PAPER_GROUPS = ("freq", "trend", "range", "point")
 #: At most this many entries share one per-family bar chart (models first, then baselines).
 MAX_BAR_ENTRIES = 8
 #: Reasoning text under an example plot is cut to this many characters.
@@ -188,9 +189,8 @@ def _paper_table(results) -> list[str]:
     ]
     for name in names:
         groups = scores[name]["eval"]["groups"]
-        f1s = [groups.get(f"paper:{g}", {}).get("AffF1", {}).get("mean") for g in PAPER_GROUPS]
-        present = [v for v in f1s if v is not None]
-        avg = sum(present) / len(present) if present else None
+        by_group = {g: groups.get(f"paper:{g}", {}).get("AffF1", {}).get("mean") for g in PAPER_GROUPS}
+        f1s, avg = list(by_group.values()), paper_average(by_group)
         acc = groups["overall"]["accuracy"]["mean"]
         cells = [_num100(acc)] + [_num100(v) for v in f1s] + [_num100(avg)]
         lines.append(f"| {name} (ours) | " + " | ".join(cells) + " |")

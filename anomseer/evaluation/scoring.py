@@ -58,6 +58,15 @@ def paper_group(family: str) -> str | None:
     return None
 
 
+PAPER_GROUPS: tuple[str, ...] = ("freq", "trend", "range", "point")
+
+
+def paper_average(per_group: dict[str, float | None]) -> float | None:
+    """The paper's "avg F1": the mean of the values of the paper groups present; None if none is."""
+    present = [per_group[g] for g in PAPER_GROUPS if per_group.get(g) is not None]
+    return sum(present) / len(present) if present else None
+
+
 def per_record_metrics(records: Sequence[dict]) -> np.ndarray:
     """The per-series metric matrix of shape (n, len(METRICS)), columns in :data:`METRICS` order."""
     rows = np.empty((len(records), len(METRICS)), dtype=np.float64)

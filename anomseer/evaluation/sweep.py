@@ -56,7 +56,7 @@ def score_model(model_dir: Path, root: Path, params: Params) -> dict:
     (mean of the four paper groups' means, the paper's "avg F1") and ``well_formed``.
     """
     from anomseer.evaluation.run import _record
-    from anomseer.evaluation.scoring import METRICS, group_indices, per_record_metrics
+    from anomseer.evaluation.scoring import METRICS, group_indices, paper_average, per_record_metrics
     from anomseer.modeling.generation import generate_completions
     from anomseer.modeling.loading import load_model_and_processor
     from anomseer.render import load_image
@@ -78,8 +78,9 @@ def score_model(model_dir: Path, root: Path, params: Params) -> dict:
     means = values.mean(axis=0)
     col = {m: i for i, m in enumerate(METRICS)}
     out = {k: float(means[col[m]]) for k, m in (("accuracy", "accuracy"), ("aff_f1", "AffF1"), ("well_formed", "well_formed"))}
-    groups = [idx for name, idx in group_indices(records).items() if name.startswith("paper:")]
-    out["aff_f1_groups"] = float(sum(values[idx, col["AffF1"]].mean() for idx in groups) / len(groups)) if groups else 0.0
+    by_group = {name.removeprefix("paper:"): float(values[idx, col["AffF1"]].mean())
+                for name, idx in group_indices(records).items() if name.startswith("paper:")}
+    out["aff_f1_groups"] = paper_average(by_group) or 0.0
     return out
 
 
